@@ -42,6 +42,13 @@ def param_space(spec: StudySpec) -> dict:
     """Build the Tuner's param_space: fixed train and data fields, Ray domains for searched ones."""
     space = base_config(spec)
     if spec.search.algorithm == "grid":
+        # The grid's points replace these fields; a categorical domain over the values they take keeps
+        # Ray from warning, once per point, that a point differs from a fixed value.
+        configs = grid_configs(spec)
+        for name, value in space.items():
+            values = [config[name] for config in configs]
+            if any(other != value for other in values):
+                space[name] = tune.choice(list(dict.fromkeys(values)))
         return space
 
     for name, value in spec.search.space.items():
