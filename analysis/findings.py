@@ -116,6 +116,29 @@ def _comparison_sentence(row: pd.Series, fraction: float, treatment: str, baseli
             f"({means}; 95 % Welch CI, {p_value}, {counts}).")
 
 
+def collapse_finding(trials: pd.DataFrame, routing: str = "learned") -> list[str]:
+    """Count the finished trials of ``routing`` whose test images all went to one expert.
+
+    Such a trial has purity equal to the largest category's share and NMI 0 whatever its
+    hyperparameters, so it says nothing about specialization and flattens the correlations.
+    """
+    if "active_experts" not in trials or "routing" not in trials:
+        return []
+    finished = trials[trials["status"].isin([COMPLETED, EARLY_STOPPED]) & (trials["routing"] == routing)]
+    finished = finished[finished["num_experts"] > 1] if "num_experts" in finished else finished
+    finished = finished.dropna(subset=["active_experts"])
+    if finished.empty:
+        return []
+    collapsed = int((finished["active_experts"] <= 1).sum())
+    if collapsed == 0:
+        return [f"Every finished {routing}-routing trial with more than one expert used at least two experts "
+                "on the test split."]
+    return [f"{collapsed} of {len(finished)} finished {routing}-routing trials with more than one expert sent "
+            "every test image to a single expert (active_experts 1): the gate collapsed, so their purity "
+            "and nmi measure no specialization. A larger lambda_balance, or longer training, keeps more "
+            "experts in use."]
+
+
 def best_trial_finding(best: pd.Series | None) -> list[str]:
     """Describe the trial that the report inspects (see ``checkpoints.choose_best_trial``)."""
     if best is None:

@@ -43,6 +43,7 @@ from analysis import figures
 from analysis.checkpoints import MAX_POINTS, choose_best_trial, read_assignments, run_test_split, tsne_embedding
 from analysis.findings import (
     best_trial_finding,
+    collapse_finding,
     comparison_findings,
     correlation_findings,
     format_number,
@@ -253,6 +254,7 @@ def _findings(tables: dict[str, pd.DataFrame], trials: pd.DataFrame, best: pd.Se
     findings = []
     if "routing" in trials:
         findings += comparison_findings(tables["comparison"], trials)
+    findings += collapse_finding(trials)
     findings += best_trial_finding(best)
     if not tables["pareto"].empty or "recon_error" in trials:
         findings += pareto_finding(tables["pareto"])

@@ -10,7 +10,6 @@ truncated file in place of a good one.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pandas as pd
 import torch
 
 from smoe.config import TrainConfig
+from smoe.fileio import make_temporary
 from smoe.model import SMoEVAE
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -113,7 +113,7 @@ def snapshot(value):
 
 
 def _write_atomic(path: Path, write) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = make_temporary(path)
     os.close(handle)
     try:
         write(temporary)

@@ -16,11 +16,11 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from smoe.config import ConfigError, TrainConfig, resolve_device
 from smoe.data import PAPER_CATEGORIES, DataError, load_quickdraw
+from smoe.fileio import make_temporary
 from smoe.model import EXPERT_IMPLS, ROUTINGS
 
 logger = logging.getLogger("smoe.train")
@@ -214,7 +214,7 @@ def _run(args, config: TrainConfig, data, resume_from) -> int:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = make_temporary(path)
     with os.fdopen(handle, "w") as file:
         json.dump(payload, file, indent=2, allow_nan=True)
     os.replace(temporary, path)

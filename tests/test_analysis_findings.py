@@ -1,6 +1,6 @@
 """Findings sentences of analysis.findings on hand-made trials frames."""
 
-from analysis.findings import comparison_findings, format_number, trial_notes
+from analysis.findings import collapse_finding, comparison_findings, format_number, trial_notes
 from analysis.tables import compare_routings
 from test_analysis_tables import make_trials
 
@@ -37,3 +37,27 @@ def test_format_number_nan():
     assert format_number(None) == "n/a"
     assert format_number(3) == "3"
     assert format_number(0.123456) == "0.1235"
+
+
+def test_collapse_finding_counts_single_expert():
+    trials = make_trials()
+    trials.loc[trials["trial_id"].isin(["l1_0", "l5_2"]), "active_experts"] = 1
+
+    sentences = collapse_finding(trials)
+
+    assert len(sentences) == 1
+    assert sentences[0].startswith("2 of 6 finished learned-routing trials")
+
+
+def test_collapse_finding_none_collapsed():
+    sentences = collapse_finding(make_trials())
+
+    assert sentences[0].startswith("Every finished learned-routing trial")
+
+
+def test_collapse_finding_ignores_one_expert_models():
+    trials = make_trials()
+    trials["num_experts"] = 1
+    trials["active_experts"] = 1
+
+    assert collapse_finding(trials) == []

@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -255,6 +257,38 @@ def _trial_breakdown(spec: StudySpec) -> str:
     return " + ".join(parts)
 
 
+class _Interrupt:
+    """Turns the first Ctrl-C (or SIGTERM) into Ray Tune's graceful stop and remembers it.
+
+    Ray Tune's own SIGINT handler stops the study and saves its state, but the driver cannot tell
+    afterwards whether the study ended or was stopped. This handler replaces it (Ray skips its own
+    when TUNE_DISABLE_SIGINT_HANDLER=1) and sends the process SIGUSR1, which Ray Tune 2.60 handles
+    the same way as SIGINT. A second Ctrl-C stops the driver at once.
+    """
+
+    def __init__(self):
+        self.event = threading.Event()
+
+    def install(self) -> None:
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        # Before Ray Tune runs (or after it), nothing listens to SIGUSR1, whose default action
+        # would kill the process: stop the driver directly.
+        if self.event.is_set() or signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
+            raise KeyboardInterrupt
+        self.event.set()
+        logger.warning("%s received: stopping the trials and saving the study so that --resume can "
+                       "continue it; press Ctrl-C again to stop at once", signal.Signals(signum).name)
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    @property
+    def happened(self) -> bool:
+        return self.event.is_set()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -300,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     from tune import storage, study
 
+    interrupt = _Interrupt()
+    interrupt.install()
     try:
         exists = storage.exists(location)
         if args.resume and not exists:
@@ -314,7 +350,14 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interrupted; if trials had started, continue with: python tune/run_study.py --resume "
+              f"--name {location.name} --storage-path {location.storage_path}", file=sys.stderr)
+        return 130
 
+    if interrupt.happened:
+        print(study.summarize(spec, results, location, interrupted=True))
+        return 130
     print(study.summarize(spec, results, location))
     return 0
 

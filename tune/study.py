@@ -149,6 +149,8 @@ def _set_experiment_checkpoint_period(location: StudyLocation) -> None:
     # studies, where a save is cheap, save every 2 s. Remote storage keeps Ray's adaptive period.
     if not location.is_remote:
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+        # Saving that often makes Ray warn that snapshots may become a bottleneck; locally they don't.
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,9 +194,16 @@ def pareto_front(table: pd.DataFrame) -> pd.DataFrame:
     return finished.loc[keep].sort_values("recon_error")
 
 
-def summarize(spec: StudySpec, results: tune.ResultGrid, location: StudyLocation) -> str:
-    """Format the end-of-study text: trial counts, the best trial or Pareto front, and the next step."""
+def summarize(spec: StudySpec, results: tune.ResultGrid, location: StudyLocation,
+              interrupted: bool = False) -> str:
+    """Format the end-of-study text: trial counts, the best trial or Pareto front, and the next step.
+
+    For an interrupted study, trials whose last epoch was not their final one count as
+    "interrupted" (not "stopped early"), and the text ends with the command that continues it.
+    """
     table = results_table(results)
+    if interrupted:
+        table.loc[table["status"].isin(["stopped early", "no result"]), "status"] = "interrupted"
     lines = ["", f"Trials: {len(table)} ({_count_text(table)})"]
 
     pd.set_option("display.width", 160)
@@ -213,6 +222,9 @@ def summarize(spec: StudySpec, results: tune.ResultGrid, location: StudyLocation
         lines.append(f"Optuna study:  optuna-dashboard sqlite:///{location.optuna_db.resolve()}")
     folder = location.uri if location.is_remote else str(location.local_dir.resolve())
     lines += [f"Study folder:  {folder}", f"Report:        python -m analysis.report {folder}"]
+    if interrupted:
+        lines += ["The study was interrupted. Continue it with:",
+                  f"    python tune/run_study.py --resume --name {location.name} --storage-path {location.storage_path}"]
     return "\n".join(lines)
 
 

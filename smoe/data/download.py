@@ -23,7 +23,6 @@ import logging
 import os
 import socket
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -37,6 +36,7 @@ from tqdm.auto import tqdm
 from smoe.data.categories import GOOGLE_CATEGORIES, canonical_category
 from smoe.data.errors import DataError
 from smoe.data.readers import inspect_numpy_bitmap, iter_simplified, read_sketchrnn_stroke3
+from smoe.fileio import make_temporary
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def download(
 def _fetch(url: str, target: Path, fmt: str, *, progress: bool, timeout: float) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     logger.info("downloading %s to %s", url, target)
-    handle, temporary_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    handle, temporary_name = make_temporary(target, suffix=".part")
     temporary = Path(temporary_name)
     try:
         with os.fdopen(handle, "wb") as file:
