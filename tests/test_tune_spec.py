@@ -78,7 +78,8 @@ def test_validate_rejects_supervised_expert_mismatch():
     spec = apply_overrides(load_spec(preset_path("default")), {"train.routing": "supervised"})
     with pytest.raises(SpecError) as caught:
         validate_spec(spec)
-    assert caught.value.field == "search.num_experts"
+    assert caught.value.field == "search.space.num_experts"
+    assert "--num-experts-range 5 5" in caught.value.problem
 
 
 def test_validate_canonicalizes_categories():

@@ -187,3 +187,29 @@ def test_existing_study_name_rejected(tmp_path):
     completed = subprocess.run(study_command(tmp_path, "taken"), capture_output=True, text=True, timeout=60)
     assert completed.returncode == 2
     assert "already exists" in completed.stderr
+
+
+def epoch_reported(study_dir):
+    return any(path.stat().st_size > 0 for path in study_dir.glob("*/result.json"))
+
+
+def test_study_interrupted_by_ctrl_c(tmp_path):
+    study_dir = tmp_path / "stopped"
+    log_path = tmp_path / "stopped.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            study_command(tmp_path, "stopped", "--num-samples", "2", "--max-concurrent", "2", "--no-asha",
+                          "--epochs", "30", "--per-category", "100", "--num-experts-range", "2", "3"),
+            stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 180
+        while not epoch_reported(study_dir):
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no epoch reported within 180 s"
+            time.sleep(0.3)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=120)
+    output = log_path.read_text()
+
+    assert process.returncode == 130, output[-3000:]
+    assert "interrupted" in output
+    assert f"--resume --name stopped --storage-path {tmp_path}" in output

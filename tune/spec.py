@@ -372,9 +372,10 @@ def validate_spec(spec: StudySpec) -> None:
         if config["routing"] in ("supervised", "label") and config["num_experts"] != len(spec.data.categories):
             categories = len(spec.data.categories)
             if spec.search.algorithm == "optuna" and "num_experts" in spec.search.space:
-                raise SpecError("--num-experts-range (search.space.num_experts)",
-                                f"must be {categories} {categories} for routing {config['routing']!r}, which "
-                                f"needs one expert per category", spec.search.space["num_experts"])
+                raise SpecError("search.space.num_experts",
+                                f"must be [{categories}, {categories}] for routing {config['routing']!r}, which "
+                                f"needs one expert per category (flag: --num-experts-range {categories} "
+                                f"{categories})", spec.search.space["num_experts"])
             raise SpecError(f"{where}.num_experts", f"must equal the {categories} categories "
                             f"for routing {config['routing']!r}", config["num_experts"])
 
