@@ -120,7 +120,7 @@ def collapse_finding(trials: pd.DataFrame, routing: str = "learned") -> list[str
     """Count the finished trials of ``routing`` whose test images all went to one expert.
 
     Such a trial has purity equal to the largest category's share and NMI 0 whatever its
-    hyperparameters, so it says nothing about specialization and flattens the correlations.
+    hyperparameters, so it carries no information about specialization and flattens the correlations.
     """
     if "active_experts" not in trials or "routing" not in trials:
         return []
