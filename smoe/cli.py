@@ -20,6 +20,7 @@ from pathlib import Path
 
 from smoe.config import ConfigError, TrainConfig, resolve_device
 from smoe.data import PAPER_CATEGORIES, DataError, load_quickdraw
+from smoe.data.dataset import SOURCES
 from smoe.fileio import make_temporary
 from smoe.model import EXPERT_IMPLS, ROUTINGS
 
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
 
     data = parser.add_argument_group("data")
-    data.add_argument("--data", default="auto", choices=("auto", "sample", "full"), help="auto: full data when cached, else the bundled sample; sample: bundled drawings only; full: cached or downloaded (default %(default)s)")
+    data.add_argument("--data", default="auto", choices=SOURCES, help="auto: full data when cached, else the bundled sample; sample: bundled drawings only; full: cached or downloaded (default %(default)s)")
     data.add_argument("--categories", nargs="+", default=list(PAPER_CATEGORIES), metavar="NAME", help="QuickDraw categories (default: %(default)s)")
     data.add_argument("--per-category", type=int, default=None, metavar="N", help="use at most N images per category, before the train/test split (default: all)")
     data.add_argument("--data-fraction", type=float, default=defaults.data_fraction, help="share of the training split to train on, in (0, 1] (default %(default)s)")

@@ -1,5 +1,5 @@
 """StudyOptunaSearch without a Ray runtime: resuming keeps optuna.db one trial per Ray trial, and a
-diverged trial is told to Optuna as FAIL."""
+diverged trial is reported to Optuna as FAIL."""
 
 import math
 

@@ -85,7 +85,7 @@ def test_study_three_trials(tmp_path):
     if shutil.which("ss") is None:
         pytest.skip("needs `ss` (iproute2) to list listening sockets")
 
-    # Output goes to a file: a pipe nobody reads while polling could fill up and stall the study.
+    # Output goes to a file, because a pipe left unread while polling could fill up and block the study.
     log_path = tmp_path / "study.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(

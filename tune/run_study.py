@@ -28,7 +28,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(REPO_ROOT)
 
 from tune.spec import (  # noqa: E402
-    StudySpec, SpecError, apply_overrides, count_trials, grid_configs, load_spec, preset_path, validate_spec,
+    DATA_SOURCES, ROUTINGS, StudySpec, SpecError, apply_overrides, count_trials, grid_configs, load_spec, preset_path, validate_spec,
 )
 
 logger = logging.getLogger("tune.run_study")
@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--epochs", type=int, metavar="N", help="training epochs per trial")
     add("--per-category", type=int, metavar="N", help="drawings per category, before the train/test split")
     add("--categories", nargs="+", metavar="NAME", help="QuickDraw categories")
-    add("--data", choices=["auto", "sample", "full"], help="data source (auto: full files if cached, "
+    add("--data", choices=DATA_SOURCES, help="data source (auto: full files if cached, "
         "else the bundled sample)")
     add("--beta-range", nargs=2, type=float, metavar=("LOW", "HIGH"), help="KL weight, log-uniform")
     add("--lambda-balance-range", nargs=2, type=float, metavar=("LOW", "HIGH"),
@@ -81,7 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="gate-entropy loss weight, log-uniform")
     add("--num-experts-range", nargs=2, type=int, metavar=("LOW", "HIGH"), help="experts, integers LOW..HIGH")
     add("--data-fractions", nargs="+", type=float, metavar="F", help="shares of the train split to choose from")
-    add("--routing", choices=["learned", "supervised", "label"], help="how the gate routes")
+    add("--routing", choices=ROUTINGS, help="how the gate routes")
     add("--objective", choices=["recon", "recon_nmi"],
         help="recon: minimize test recon_error (TPE); recon_nmi: also maximize nmi (NSGA-II)")
     add("--asha", action=argparse.BooleanOptionalAction, default=None,

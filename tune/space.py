@@ -71,7 +71,7 @@ class StudyOptunaSearch(OptunaSearch):
     It hands those orphaned trials to the next new Ray trials instead of asking for new ones, so
     optuna.db ends with one Optuna trial per Ray trial.
 
-    A diverged trial (status "diverged", non-finite objective) is told to Optuna as FAIL with the
+    A diverged trial (status "diverged", non-finite objective) is reported to Optuna as FAIL with the
     user attribute ``status: diverged``, because TPE cannot rank a NaN objective.
     """
 

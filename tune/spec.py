@@ -27,15 +27,16 @@ from typing import Any
 
 import yaml
 
+from smoe.config import TrainConfig
 from smoe.data import PAPER_CATEGORIES
+from smoe.data.dataset import SOURCES as DATA_SOURCES
+from smoe.model import ROUTINGS
 
 STUDIES_DIR = Path(__file__).resolve().parent / "studies"
 PRESETS = ("default", "paper")
 
 OBJECTIVES = ("recon", "recon_nmi")
 ALGORITHMS = ("optuna", "grid")
-DATA_SOURCES = ("auto", "sample", "full")
-ROUTINGS = ("learned", "supervised", "label")
 
 # Parameters the Optuna search may vary; each is searched on the scale named here.
 SEARCHABLE = {
@@ -69,26 +70,14 @@ class DataSpec:
     split_seed: int = 0
 
 
-@dataclass
-class TrainSpec:
-    """Fixed smoe.train.TrainConfig fields; searched or gridded parameters override them per trial."""
-
-    num_experts: int = 5
-    latent_dim: int = 32
-    routing: str = "learned"
-    beta: float = 0.1
-    lambda_balance: float = 200.0
-    lambda_entropy: float = 400.0
-    lambda_supervised: float = 1.0
-    lr: float = 1e-4
-    batch_size: int = 128
-    epochs: int = 20
-    data_fraction: float = 1.0
-    seed: int = 0
-    data_seed: int = 0
-    device: str = "auto"
-    eval_batch_size: int = 1024
-    expert_impl: str = "auto"
+# The train section: every smoe.train.TrainConfig field with TrainConfig's default, so the two
+# cannot drift apart. num_threads is left out because each trial's torch threads come from
+# resources.cpus_per_trial. Searched or gridded parameters override these fields per trial.
+TrainSpec = dataclasses.make_dataclass(
+    "TrainSpec",
+    [(f.name, f.type, field(default=f.default)) for f in dataclasses.fields(TrainConfig) if f.name != "num_threads"],
+)
+TrainSpec.__module__ = __name__  # make_dataclass in Python 3.11 cannot set it, and pickling needs it
 
 
 @dataclass
@@ -432,7 +421,7 @@ def _validate_grid(search: SearchSpec) -> None:
 
 
 def data_config(spec: StudySpec) -> dict:
-    """Data fields every trial config records, so params.json says what the trial trained on."""
+    """Return the data fields every trial config records, so params.json shows what the trial trained on."""
     return {
         "categories": list(spec.data.categories),
         "per_category": spec.data.per_category,
